@@ -1,0 +1,67 @@
+"The experiment template, run as users run it: papermill with -p / -y parameters."
+import json, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import pytest
+from dias.evaluate import metrics_from_arrays
+from dias.experiment import check_params, run_experiment, split_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / 'nbs' / '10_train.ipynb'
+
+def papermill(out_nb, *args):
+    return subprocess.run([sys.executable, '-m', 'papermill', str(NB), str(out_nb), '-k', 'python3', *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+def test_papermill_tiny_run(tmp_path):
+    "A tiny run through papermill writes metrics.json and .npz files from which every metric is recomputed."
+    out = tmp_path / 'run'
+    r = papermill(tmp_path / 'out.ipynb', '-y', 'splits: [0, 3]', '-p', 'epochs', '1', '-p', 'width', '0.125',
+                  '-p', 'fraction', '0.2', '-p', 'out_dir', str(out), '-p', 'quiet', 'True', '-p', 'device', 'cpu')
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / 'metrics.json').read_text())
+    assert m['params']['splits'] == [0, 3] and m['params']['epochs'] == 1      # -p / -y values reached the notebook
+    assert set(m['results']) == {'dias', 'softmax'}
+    for method in ('dias', 'softmax'):
+        for s in (0, 3):
+            res = m['results'][method][str(s)]
+            for k in ('auroc', 'f1', 'accuracy'): assert 0 <= res[k] <= 1
+            a = np.load(split_dir(out, method, s) / 'scores.npz')
+            assert len(a['known_true']) == res['n_known_test'] and len(a['unknown_true']) == res['n_unknown_test']
+            assert (a['unknown_true'] == res['K']).all()
+            again = metrics_from_arrays(a, res['K'], res['threshold'])
+            for k in ('auroc', 'f1', 'accuracy', 'oscr'): assert again[k] == pytest.approx(res[k])
+            assert (split_dir(out, method, s) / 'history.csv').read_text().startswith('epoch,')
+    # the executed notebook shows the table
+    nb = json.loads((tmp_path / 'out.ipynb').read_text())
+    text = json.dumps(nb, ensure_ascii=False)
+    assert 'mean ± std' in text
+
+def test_papermill_bad_parameter_fails_fast(tmp_path):
+    t = time.time()
+    r = papermill(tmp_path / 'bad.ipynb', '-p', 'dataset', 'cifar11', '-p', 'out_dir', str(tmp_path / 'x'))
+    assert r.returncode != 0
+    assert "accepted: ['digits'" in r.stderr + r.stdout
+    assert not (tmp_path / 'x').exists()
+    assert time.time() - t < 120
+
+@pytest.mark.parametrize('bad, msg', [
+    (dict(dataset='imagenet'), 'dataset='), (dict(protocol='auc'), 'protocol='), (dict(splits=[7]), 'split indices'),
+    (dict(methods=['dias', 'x']), 'methods='), (dict(device='tpu'), 'device='), (dict(epochs=0), 'epochs=0'),
+    (dict(batch_size=-1), 'batch_size=-1'), (dict(width=0), 'width=0'), (dict(config=dict(alpha_hard=-0.1)), 'alpha_hard'),
+    (dict(config=dict(lam=-1)), 'lam must be >= 0'), (dict(config=dict(beta=-1)), 'beta must be >= 0'),
+    (dict(data_root='/nonexistent/dir'), 'does not exist'), (dict(image_size=48), 'image_size=48'),
+    (dict(unknown_param=1), 'unknown parameter'), (dict(dataset='folder'), 'needs data_root'),
+])
+def test_bad_parameters(bad, msg):
+    with pytest.raises(ValueError, match=None) as e: check_params(**bad)
+    assert msg in str(e.value)
+
+def test_finished_results_are_not_overwritten(tmp_path):
+    p = dict(splits=[4], methods=['softmax'], epochs=1, width=0.125, fraction=0.2, out_dir=str(tmp_path / 'r'), device='cpu', quiet=True)
+    m1 = run_experiment(log=None, **p)
+    before = (split_dir(tmp_path / 'r', 'softmax', 4) / 'result.json').read_bytes()
+    with pytest.raises(ValueError, match='other parameters'): run_experiment(log=None, **{**p, 'lr': 0.05})
+    assert (split_dir(tmp_path / 'r', 'softmax', 4) / 'result.json').read_bytes() == before
+    m3 = run_experiment(log=None, **{**p, 'lr': 0.05, 'overwrite': True})
+    assert m3['params']['lr'] == 0.05
