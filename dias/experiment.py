@@ -60,7 +60,8 @@ def check_params(**params) -> dict:
     if p['data_root'] and not Path(p['data_root']).expanduser().exists(): e.append(f"data_root={p['data_root']!r} does not exist; give an existing folder, or '' for the default ($DIAS_DATA, else ~/.dias/data)")
     if p['dataset'] == 'folder':
         if not p['data_root']: e.append("dataset='folder' needs data_root: a folder of class folders root/<class>/*.png")
-        if len(p['known']) < 2: e.append(f"dataset='folder' needs known: a list of at least 2 class names, got {p['known']!r}")
+        if not isinstance(p['known'], (list, tuple)) or len(p['known']) < 2: e.append(f"dataset='folder' needs known: a list of at least 2 class names, got {p['known']!r}")
+        elif len(set(p['known'])) != len(p['known']): e.append(f"known={p['known']!r} has duplicates; accepted: distinct class names")
     _fail(e)
     if not p['config'] is None:
         try: _config(p, K=2)
@@ -118,6 +119,7 @@ def run_split(p:dict, data, method:str, log=print) -> dict:
     known_logits = predict_logits(tr.classifier, data.test_x, amp=cfg.amp)
     unknown_logits = predict_logits(tr.classifier, data.unknown_x, amp=cfg.amp)
     arrays = open_set_predictions(known_logits, data.test_y, unknown_logits, data.K, score=p['score'])
+    arrays['unknown_class'] = data.unknown_y.numpy()   # original class of each unknown (class-wise analyses); metrics ignore it
     m = metrics_from_arrays(arrays, data.K, cfg.threshold)
     save_scores(arrays, d/'scores.npz'); write_history(tr.history, d/'history.csv')
     res = dict(method=method, split=data.split, K=data.K, threshold=cfg.threshold, n_known_test=len(data.test_y),

@@ -284,6 +284,9 @@ def fit(self:DIASTrainer,
 ):
     "Train to `config.epochs`; return the history."
     if data.K != self.config.K: raise ValueError(f"data has K={data.K} known classes but the config says K={self.config.K}")
+    if tuple(data.train_x.shape[1:]) != (3, self.config.image_size, self.config.image_size):
+        raise ValueError(f"training images are {tuple(data.train_x.shape[1:])} but the model takes (3, {self.config.image_size}, {self.config.image_size}); "
+                         "load the data with the same image_size as the config (32 or 64)")
     if ckpt_path is not None and Path(ckpt_path).exists() and not fresh:
         ck = load_checkpoint(ckpt_path)
         bad = config_mismatch({**ck['config'], **ck.get('meta', {})}, {**asdict(self.config), **(meta or {})})
