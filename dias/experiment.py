@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'DATASET_CHOICES', 'RESULT_PARAMS', 'METRIC_KEYS', 'PAPER_COLUMNS', 'check_params', 'split_dir',
-           'write_json', 'write_history', 'save_scores', 'versions', 'run_split', 'run_experiment', 'paper_results',
-           'paper_number', 'results_table', 'plot_experiment']
+           'write_json', 'write_history', 'save_scores', 'is_main_process', 'versions', 'run_split', 'run_experiment',
+           'paper_results', 'paper_number', 'results_table', 'plot_experiment']
 
 # %% ../nbs/07_experiment.ipynb #c003
 import json, os, sys, time, shutil, platform, tempfile, dataclasses
+import torch.distributed as dist
 from pathlib import Path
 import numpy as np
 import torch
@@ -100,31 +101,37 @@ def save_scores(arrays:dict, path):
     np.savez(tmp, **arrays); os.replace(tmp, path)
 
 # %% ../nbs/07_experiment.ipynb #c011
+def is_main_process() -> bool:
+    "True unless this is a non-zero rank of a torch.distributed job (only rank 0 writes files)."
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
 def versions() -> dict:
     import sklearn, torchvision
     return dict(dias=dias.__version__, torch=torch.__version__, torchvision=torchvision.__version__, numpy=np.__version__,
                 sklearn=sklearn.__version__, python=platform.python_version(), platform=platform.platform())
 
-def run_split(p:dict, data, method:str, log=print) -> dict:
+def run_split(p:dict, data, method:str, log=print, trainer_cls=DIASTrainer) -> dict:
     "Train and evaluate `method` on one loaded split; return its result dict."
-    d = split_dir(p['out_dir'], method, data.split)
+    d, main = split_dir(p['out_dir'], method, data.split), is_main_process()
+    if not main: log = None
     if (d/'result.json').exists():
         if log: log(f"{method} split {data.split}: finished earlier, reading {d/'result.json'}")
         return json.loads((d/'result.json').read_text())
     cfg = _config(p, data.K, method)
-    tr = DIASTrainer(cfg, device=p['device'], quiet=p['quiet'])
+    tr = trainer_cls(cfg, device=p['device'], quiet=p['quiet'] or not main)
     meta = dict(dataset=p['dataset'], protocol=p['protocol'], split=data.split, fraction=p['fraction'], known=list(p['known']))
     t0 = time.time()
     tr.fit(data, ckpt_path=d/'checkpoint.pt', meta=meta, log=log)
-    known_logits = predict_logits(tr.classifier, data.test_x, amp=cfg.amp)
-    unknown_logits = predict_logits(tr.classifier, data.unknown_x, amp=cfg.amp)
+    logits = getattr(tr, 'test_logits', None) or (lambda x: predict_logits(tr.classifier, x, amp=cfg.amp))
+    known_logits, unknown_logits = logits(data.test_x), logits(data.unknown_x)
     arrays = open_set_predictions(known_logits, data.test_y, unknown_logits, data.K, score=p['score'])
     arrays['unknown_class'] = data.unknown_y.numpy()   # original class of each unknown (class-wise analyses); metrics ignore it
     m = metrics_from_arrays(arrays, data.K, cfg.threshold)
-    save_scores(arrays, d/'scores.npz'); write_history(tr.history, d/'history.csv')
     res = dict(method=method, split=data.split, K=data.K, threshold=cfg.threshold, n_known_test=len(data.test_y),
                n_unknown_test=len(data.unknown_y), n_train=len(data.train_y), train_seconds=sum(h['seconds'] for h in tr.history),
                wall_seconds=time.time() - t0, **m)
+    if not main: return res
+    save_scores(arrays, d/'scores.npz'); write_history(tr.history, d/'history.csv')
     write_json(res, d/'result.json')
     return res
 
@@ -151,25 +158,27 @@ def _guard_out_dir(p:dict):
         diff = {k: (saved.get(k), mine[k]) for k in RESULT_PARAMS if k != 'methods' and saved.get(k) != json.loads(json.dumps(mine[k]))}
         if diff: raise ValueError(f"{out} holds an experiment made with other parameters (" + ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
                                   + "). Choose another out_dir, or pass overwrite=True to start over.")
-    write_json(mine, f)
+    if is_main_process(): write_json(mine, f)
 
-def run_experiment(log=print, **params) -> dict:
+def run_experiment(log=print, trainer_cls=DIASTrainer, **params) -> dict:
     "Train and evaluate every method on every split; write and return metrics.json's content."
     p = check_params(**params)
-    _guard_out_dir(p)
+    if not is_main_process(): log = None
+    if is_main_process(): _guard_out_dir(p)
+    if dist.is_available() and dist.is_initialized(): dist.barrier()
     K_unknown = None; results = {m: {} for m in p['methods']}
     for s in p['splits']:
         data = _load_data(p, s)
         if log: log(repr(data))
         for m in p['methods']:
-            r = run_split(p, data, m, log=log)
+            r = run_split(p, data, m, log=log, trainer_cls=trainer_cls)
             results[m][str(s)] = r
             if log: log(f"{m:8s} split {s}: AUROC {r['auroc']:.4f}  F1 {r['f1']:.4f}  accuracy {r['accuracy']:.4f}  ({r['wall_seconds']:.0f} s)")
     metrics = dict(params={k: p[k] for k in DEFAULTS}, versions=versions(), seed=p['seed'], device=str(resolve_device(p['device'])),
                    budget=dict(epochs=p['epochs'], width=p['width'], fraction=p['fraction'], batch_size=p['batch_size'], passes_per_epoch=2),
                    K=data.K, openness=data.openness, results=results,
                    summary={m: {k: list(v) for k, v in summarize(list(results[m].values()), METRIC_KEYS).items()} for m in p['methods']})
-    write_json(metrics, Path(p['out_dir'])/'metrics.json')
+    if is_main_process(): write_json(metrics, Path(p['out_dir'])/'metrics.json')
     return metrics
 
 METRIC_KEYS = ('auroc', 'f1', 'accuracy', 'oscr', 'fpr95', 'aupr_in', 'aupr_out', 'f1_best')
