@@ -67,6 +67,7 @@ def copycat_step(
     logits, feats, _ = copycat(x, bn=0, return_features=True)
     loss, l_reg, l_imi = copycat_loss(logits, y, [feats[j - 1] for j in HARD_GROUPS], t, reg_weight, imi_weight)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    torch.clear_autocast_cache()   # under autocast: drop the bf16 copies of the weights the step just changed
     return dict(copy=loss.detach(), reg=l_reg.detach(), imi=l_imi.detach())
 
 # %% ../nbs/03_copycat.ipynb #c020
@@ -80,7 +81,7 @@ def copycat_fakes(
     _, feats, _ = copycat(x, bn=0, return_features=True)
     return {i + 1: f for i, f in enumerate(feats)}
 
-# %% ../nbs/03_copycat.ipynb #c022
+# %% ../nbs/03_copycat.ipynb #c024
 def copycat_open_loss(
     classifier:nn.Module,   # the classifier (train mode, BN set 0)
     fakes:dict,             # {group: detached Copycat feature}

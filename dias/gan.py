@@ -60,9 +60,11 @@ def gan_step(
     fake = G(z)
     l_D = discriminator_loss(D, real, fake)
     opt_D.zero_grad(set_to_none=True); l_D.backward(); opt_D.step()
+    torch.clear_autocast_cache()    # under autocast: drop the bf16 copies of D's old weights
     requires_grad_(D, False); requires_grad_(classifier, False)
     try:
         l_G, l_adv, l_unif = generator_loss(D, classifier, fake, K, beta, sign)
         opt_G.zero_grad(set_to_none=True); l_G.backward(); opt_G.step()
+        torch.clear_autocast_cache()  # ... and of G's: a later G(z) in the same autocast block uses the new G
     finally: requires_grad_(D, True); requires_grad_(classifier, True)
     return fake.detach(), dict(D=l_D.detach(), G=l_G.detach(), G_adv=l_adv.detach(), G_unif=l_unif.detach())
