@@ -17,7 +17,13 @@ Definitions
   not counted: they are the overhead the achieved GFLOP/s exposes.
 - The timed code is the trainer's own: `DIASTrainer.train_epoch` (its data path, both
   `copycat_pass_step` and `gan_pass_step`, the per-batch loss checks), on synthetic uint8
-  images with the trainer's batched augmentation (crop + flip, as for CIFAR/SVHN).
+  images with the trainer's batched augmentation (crop + flip, as for CIFAR/SVHN). Each batch
+  costs the time between the ends of two consecutive steps; a pass is its median batch times
+  its batch count (robust to bursts from other users of a shared machine); the fastest whole
+  epoch, timed directly, is printed beside it. `CPU use` (process CPU time / threads / wall
+  time) well below 100% means other processes took the cores and the figures are low.
+- Peak memory: peak RSS on the CPU (Linux VmHWM, reset per configuration), including what the
+  imported libraries take; torch.cuda.max_memory_allocated on CUDA.
 
     python benchmarks/bench.py              # widths 1.0, 0.5, 0.25; fp32 and bf16
     python benchmarks/bench.py --quick      # CI: width 0.25, 2 batches; prints, never fails on speed
@@ -45,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument('--K', type=int, default=6, help='known classes')
     p.add_argument('--no-softmax', action='store_true', help='skip the Softmax baseline')
     p.add_argument('--nchw', action='store_true', help='DIASConfig(channels_last=False): the NCHW layout, for comparison')
-    p.add_argument('--repeats', type=int, default=None, help='timed epochs per configuration, the fastest is reported (default 2; --quick: 1)')
+    p.add_argument('--repeats', type=int, default=None, help='timed epochs per configuration; each pass is timed from its median batch over all of them (default 2; --quick: 1)')
     a = p.parse_args(argv)
     a.widths = [float(w) for w in (a.widths or ('0.25' if a.quick else '1.0,0.5,0.25')).split(',')]
     a.batches = a.batches or (2 if a.quick else 6)
@@ -58,6 +64,7 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------- device, timing, memory
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
+    elif dev.type == 'mps': torch.mps.synchronize()
 
 def _rate(f, flops, dev, seconds):
     "GFLOP/s of `f` (which does `flops`), run for about `seconds` after a warm-up."
@@ -145,7 +152,7 @@ class Result:
     epoch_s: float; phase_s: tuple; flops_epoch: float; flops_phase: tuple; peak_mb: float; n: int; cpu_use: float; wall_epoch_s: float
 
 def run_method(method, width, amp, dev, a, extra):
-    "Warm up, count FLOPs of one batch per pass, then time one epoch of `train_epoch` over `batches` batches."
+    "Warm up, count FLOPs of one batch per pass, then time `repeats` epochs of `train_epoch` over `batches` batches."
     bs, n = a.batch_size, a.batch_size * a.batches
     cfg = DIASConfig(K=a.K, batch_size=bs, width=width, amp=amp, epochs=1000, **METHODS[method], **extra)
     reset_peak(dev)
@@ -210,7 +217,7 @@ def main(argv=None):
     try: print(f"load average (1, 5, 15 min): {', '.join(f'{l:.2f}' for l in os.getloadavg())}; cores {os.cpu_count()}")
     except OSError: pass
     print(f"batch {a.batch_size}, 3x32x32 synthetic uint8 images (crop+flip augmentation), K={a.K}; "
-          f"{a.batches} timed + {a.warmup} warm-up batches per pass, best of {a.repeats} timed epoch(s); "
+          f"{a.batches} timed + {a.warmup} warm-up batches per pass; {a.repeats} timed epoch(s), a pass = its median batch x {a.batches}; "
           f"layout {'NCHW' if a.nchw else 'DIASConfig default (channels_last=' + str(getattr(DIASConfig(K=2), 'channels_last', False)) + ')'}")
     sec = 0.3 if a.quick else 2.0
     pk = {'none': peak_gflops(dev, torch.float32, sec)}
