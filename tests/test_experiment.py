@@ -65,3 +65,22 @@ def test_finished_results_are_not_overwritten(tmp_path):
     assert (split_dir(tmp_path / 'r', 'softmax', 4) / 'result.json').read_bytes() == before
     m3 = run_experiment(log=None, **{**p, 'lr': 0.05, 'overwrite': True})
     assert m3['params']['lr'] == 0.05
+
+def test_papermill_image_folder(tmp_path):
+    "dataset='folder': the practitioner's class folders get the benchmarks' report; other classes are unknowns only."
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    d = load_digits(); root = tmp_path / 'photos'
+    for c in range(4):
+        (root / f'digit{c}').mkdir(parents=True)
+        for j, img in enumerate(d.images[d.target == c][:12]):
+            Image.fromarray((img * 15).astype('uint8')).resize((20, 20)).save(root / f'digit{c}' / f'{j}.png')
+    out = tmp_path / 'run'
+    r = papermill(tmp_path / 'f.ipynb', '-p', 'dataset', 'folder', '-p', 'data_root', str(root), '-y', 'known: [digit2, digit0, digit1]',
+                  '-y', 'splits: [0]', '-p', 'epochs', '1', '-p', 'width', '0.125', '-p', 'batch_size', '8', '-p', 'out_dir', str(out),
+                  '-p', 'quiet', 'True', '-p', 'device', 'cpu')
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / 'metrics.json').read_text())
+    res = m['results']['dias']['0']
+    assert res['K'] == 3 and res['n_unknown_test'] == 12          # all of digit3, only as unknowns
+    assert res['n_train'] + res['n_known_test'] == 36
