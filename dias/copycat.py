@@ -11,6 +11,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .losses import smooth_labels, soft_cross_entropy, open_loss
+from .models import direct
 
 # %% ../nbs/03_copycat.ipynb #c006
 HARD_GROUPS = (1, 2)   # I_hard: groups whose features imitate the classifier's
@@ -60,11 +61,12 @@ def copycat_step(
     y:Tensor,              # (N,) labels
     reg_weight:float=1.0,
     imi_weight:float=1.0,
+    run=direct,            # run(net, fn) -> fn(net): the runner of the Copycat's forward (see `direct`)
 ) -> dict:                 # detached losses: copy, reg, imi
     "Update the Copycat once with L_copy."
     t = teacher_features(classifier, x)
     copycat.train()
-    logits, feats, _ = copycat(x, bn=0, return_features=True)
+    logits, feats, _ = run(copycat, lambda m: m(x, bn=0, return_features=True))
     loss, l_reg, l_imi = copycat_loss(logits, y, [feats[j - 1] for j in HARD_GROUPS], t, reg_weight, imi_weight)
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     torch.clear_autocast_cache()   # under autocast: drop the bf16 copies of the weights the step just changed

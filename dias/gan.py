@@ -10,6 +10,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .losses import soft_cross_entropy, uniform_targets
+from .models import direct
 
 # %% ../nbs/04_gan.ipynb #c006
 def discriminator_loss(
@@ -53,15 +54,16 @@ def gan_step(
     beta:float=0.1,             # weight of the classifier term
     sign:float=GAN_CLASSIFIER_SIGN,
     z:Tensor|None=None,         # (N, nz) noise; fresh N(0, 1) if None
+    run=direct,                 # run(net, fn) -> fn(net): the runner of G's and D's forwards (see `direct`)
 ) -> tuple:                     # (detached fakes, dict of detached losses)
     "One discriminator update, then one generator update (Algorithm 1, Phase II)."
     G.train(); D.train()
     if z is None: z = torch.randn(len(real), G.nz, device=real.device)
-    fake = G(z)
-    l_D = discriminator_loss(D, real, fake)
+    fake = run(G, lambda g: g(z))
+    l_D = run(D, lambda d: discriminator_loss(d, real, fake))
     opt_D.zero_grad(set_to_none=True); l_D.backward(); opt_D.step()
     torch.clear_autocast_cache()    # under autocast: drop the bf16 copies of D's old weights
-    requires_grad_(D, False); requires_grad_(classifier, False)
+    requires_grad_(D, False); requires_grad_(classifier, False)   # frozen here: called directly, not through the runner
     try:
         l_G, l_adv, l_unif = generator_loss(D, classifier, fake, K, beta, sign)
         opt_G.zero_grad(set_to_none=True); l_G.backward(); opt_G.step()

@@ -177,6 +177,10 @@ class DIASTrainer:
         self.gen = torch.Generator(device=self.device).manual_seed(c.seed)   # data order and augmentation
         self.epoch, self.history = 0, []
 
+    def run(self, net:nn.Module, fn):
+        "The runner of every gradient-carrying forward: `fn(net)` here; through DDP in `DistributedDIASTrainer`."
+        return fn(net)
+
     @property
     def nets(self) -> dict:
         return {k: m for k, m in dict(classifier=self.classifier, copycat=self.copycat, G=self.G, D=self.D).items() if m is not None}
@@ -209,13 +213,15 @@ def copycat_pass_step(self:DIASTrainer, xb:Tensor, yb:Tensor) -> dict:
     groups = tuple(i for i in HARD_GROUPS if c.hard) + tuple(i for i in EASY_GROUPS if c.easy)
     with self.autocast():
         if groups:
-            out = {f'copy_{k}': v for k, v in copycat_step(self.copycat, self.classifier, self.opts['copycat'], xb, yb, c.reg_weight, c.imi_weight).items()}
+            out = {f'copy_{k}': v for k, v in copycat_step(self.copycat, self.classifier, self.opts['copycat'], xb, yb, c.reg_weight, c.imi_weight, self.run).items()}
             fakes = copycat_fakes(self.copycat, xb)
         self.classifier.train()
-        logits = self.classifier(xb, bn=0)
-        if groups: l_open, _ = copycat_open_loss(self.classifier, fakes, yb, c.K, c.alpha_hard, c.alpha_easy, groups)
-        else: l_open = torch.zeros((), device=xb.device)
-        loss = classifier_loss(logits, yb, l_open, c.lam if groups else 0.0)
+        def losses(C):                                 # L_cls of Eq. 11 on the real batch and the Copycat's fakes
+            logits = C(xb, bn=0)
+            if groups: l_open, _ = copycat_open_loss(C, fakes, yb, c.K, c.alpha_hard, c.alpha_easy, groups)
+            else: l_open = torch.zeros((), device=xb.device)
+            return classifier_loss(logits, yb, l_open, c.lam if groups else 0.0), l_open
+        loss, l_open = self.run(self.classifier, losses)
     self._classifier_update(loss)
     return dict(cls1=loss.detach(), open_copy=l_open.detach(), **out)
 DIASTrainer._classifier_update, DIASTrainer.copycat_pass_step = _classifier_update, copycat_pass_step
@@ -226,15 +232,17 @@ def gan_pass_step(self:DIASTrainer, xb:Tensor, yb:Tensor) -> dict:
     c, out = self.config, {}
     with self.autocast():
         if c.moderate:
-            fake, l = gan_step(self.G, self.D, self.classifier, self.opts['G'], self.opts['D'], xb, c.K, c.beta, c.gan_sign)
+            fake, l = gan_step(self.G, self.D, self.classifier, self.opts['G'], self.opts['D'], xb, c.K, c.beta, c.gan_sign, run=self.run)
             out = {f'gan_{k}': v for k, v in l.items()}
             if not c.reuse_gan_batch:
                 with torch.no_grad(): fake = self.G(torch.randn(len(xb), c.nz, device=xb.device))
         self.classifier.train()
-        logits = self.classifier(xb, bn=0)
-        if c.moderate: l_open = soft_cross_entropy(self.classifier(fake, bn=1), uniform_targets(len(fake), c.K, xb.device))
-        else: l_open = torch.zeros((), device=xb.device)
-        loss = classifier_loss(logits, yb, l_open, c.lam if c.moderate else 0.0)
+        def losses(C):                                 # L_cls of Eq. 11 on the real batch and the GAN's fakes (BN set 1)
+            logits = C(xb, bn=0)
+            if c.moderate: l_open = soft_cross_entropy(C(fake, bn=1), uniform_targets(len(fake), c.K, xb.device))
+            else: l_open = torch.zeros((), device=xb.device)
+            return classifier_loss(logits, yb, l_open, c.lam if c.moderate else 0.0), l_open
+        loss, l_open = self.run(self.classifier, losses)
     self._classifier_update(loss)
     return dict(cls2=loss.detach(), open_gan=l_open.detach(), **out)
 DIASTrainer.gan_pass_step = gan_pass_step

@@ -20,6 +20,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert 'dias.distributed: 2 processes, backend gloo' in r.stdout
     assert 'ranks start from identical weights: True' in r.stdout
+    # gradients averaged by DDP in every step keep the replicas equal (without it they drift apart at once)
+    assert 'ranks end with identical weights: True' in r.stdout, r.stdout[-2000:]
     m = json.loads((out / 'metrics.json').read_text())
     res = m['results']['dias']['0']
     # every test sample counted exactly once
