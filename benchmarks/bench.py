@@ -27,6 +27,7 @@ Definitions
 
     python benchmarks/bench.py              # widths 1.0, 0.5, 0.25; fp32 and bf16
     python benchmarks/bench.py --quick      # CI: width 0.25, 2 batches; prints, never fails on speed
+    python benchmarks/bench.py --compile    # the same with DIASConfig(compile=True); compare with a run without
 """
 import argparse, gc, os, platform, resource, statistics, sys, time
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument('--K', type=int, default=6, help='known classes')
     p.add_argument('--no-softmax', action='store_true', help='skip the Softmax baseline')
     p.add_argument('--nchw', action='store_true', help='DIASConfig(channels_last=False): the NCHW layout, for comparison')
+    p.add_argument('--compile', action='store_true', help='DIASConfig(compile=True): torch.compile the training forwards (compiled during the warm-up batches)')
     p.add_argument('--repeats', type=int, default=None, help='timed epochs per configuration; each pass is timed from its median batch over all of them (default 2; --quick: 1)')
     a = p.parse_args(argv)
     a.widths = [float(w) for w in (a.widths or ('0.25' if a.quick else '1.0,0.5,0.25')).split(',')]
@@ -163,8 +165,10 @@ def run_method(method, width, amp, dev, a, extra):
     flops = []
     for step in steps:
         for b, (xb, yb) in enumerate(tr._batches(warm)):
-            if b == 0:
+            if b == 0:   # counted on the eager networks (hooks do not fire inside compiled graphs); the arithmetic is the same
+                compiled, tr.compiled = tr.compiled, {}
                 fc = FlopCounter(tr.nets.values()); step(xb, yb); fc.close(); flops.append(fc.flops / len(xb))
+                tr.compiled = compiled
             elif b < a.warmup: step(xb, yb)
     # timed epoch: the trainer's own loop; the phase boundary is the first call of the second pass
     data = synthetic_data(n, a.K, seed=2); tr._to_device(data)
@@ -205,6 +209,7 @@ def main(argv=None):
     dev = resolve_device(a.device)
     amps = ['none', 'bf16'] if a.amp == 'both' else [a.amp]
     extra = dict(channels_last=False) if a.nchw else {}
+    if a.compile: extra['compile'] = True; a.warmup = max(a.warmup, 2)   # the first batch counts FLOPs eagerly, the next ones compile
     T0 = time.perf_counter()
     print(f"# dias benchmark: {' '.join(sys.argv)}")
     dev_name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else (platform.processor() or platform.machine())
@@ -218,7 +223,8 @@ def main(argv=None):
     except OSError: pass
     print(f"batch {a.batch_size}, 3x32x32 synthetic uint8 images (crop+flip augmentation), K={a.K}; "
           f"{a.batches} timed + {a.warmup} warm-up batches per pass; {a.repeats} timed epoch(s), a pass = its median batch x {a.batches}; "
-          f"layout {'NCHW' if a.nchw else 'DIASConfig default (channels_last=' + str(getattr(DIASConfig(K=2), 'channels_last', False)) + ')'}")
+          f"layout {'NCHW' if a.nchw else 'DIASConfig default (channels_last=' + str(getattr(DIASConfig(K=2), 'channels_last', False)) + ')'}"
+          f"{'; torch.compile on' if a.compile else ''}")
     sec = 0.3 if a.quick else 2.0
     pk = {'none': peak_gflops(dev, torch.float32, sec)}
     if 'bf16' in amps: pk['bf16'] = peak_gflops(dev, torch.bfloat16, sec)

@@ -52,7 +52,7 @@ class DistributedDIASTrainer(DIASTrainer):
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == 'cuda' else None
             for k, m in self.nets.items():      # DDP broadcasts rank 0's weights and buffers here
-                self.ddp[id(m)] = DDP(_Forward(m), device_ids=ids, find_unused_parameters=k in ('classifier', 'copycat'))
+                self.ddp[id(m)] = DDP(_Forward(self.compiled.get(id(m), m)), device_ids=ids, find_unused_parameters=k in ('classifier', 'copycat'))
             self.report_weights('start from')
         torch.manual_seed(config.seed + 1000 * self.rank)            # own noise, dropout ...
         self.gen.manual_seed(config.seed + 1000 * self.rank)         # ... and augmentation per rank

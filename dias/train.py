@@ -61,6 +61,7 @@ class DIASConfig:
     reuse_gan_batch:bool=False  # classifier step reuses G's sample instead of drawing a new one
     amp:str='none'              # 'none' (fp32) or 'bf16' autocast
     channels_last:bool=True     # NHWC layout of every network: same math, faster convolutions (speed only, see below)
+    compile:bool=False          # torch.compile every training forward (speed only, see below; the first batches pay the compilation)
     seed:int=0
 
     @property
@@ -90,11 +91,12 @@ def validate_config(c:DIASConfig):
     chk(c.phase_order in ('copycat_first', 'gan_first'), f"phase_order must be 'copycat_first' or 'gan_first', got {c.phase_order!r}")
     chk(c.amp in ('none', 'bf16'), f"amp must be 'none' or 'bf16', got {c.amp!r}")
     chk(isinstance(c.channels_last, bool), f"channels_last must be True or False, got {c.channels_last!r}")
+    chk(isinstance(c.compile, bool), f"compile must be True or False, got {c.compile!r}")
     chk(c.gan_sign in (-1.0, 1.0, -1, 1), f"gan_sign must be -1 or +1, got {c.gan_sign!r}")
     if errs: raise ValueError("Invalid DIAS configuration:\n  " + "\n  ".join(errs))
 
 # %% ../nbs/05_train.ipynb #c011
-SPEED_OPTIONS = ('channels_last',)  # DIASConfig fields that change speed, not results: not checked on resume
+SPEED_OPTIONS = ('channels_last', 'compile')  # DIASConfig fields that change speed, not results: not checked on resume
 
 # %% ../nbs/05_train.ipynb #c013
 def set_seed(seed:int):
@@ -176,10 +178,14 @@ class DIASTrainer:
         self.scheds = {k: torch.optim.lr_scheduler.MultiStepLR(self.opts[k], ms, c.gamma) for k in ('classifier', 'copycat') if k in self.opts}
         self.gen = torch.Generator(device=self.device).manual_seed(c.seed)   # data order and augmentation
         self.epoch, self.history = 0, []
+        self.compiled = {id(m): torch.compile(m) for m in self.nets.values()} if c.compile else {}   # compiled lazily, at first call
+        if c.compile:   # the classifier alone has ~10 call signatures (5 entry points/BN sets, each at two batch sizes): above dynamo's default of 8
+            import torch._dynamo as dynamo
+            dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 64)
 
     def run(self, net:nn.Module, fn):
-        "The runner of every gradient-carrying forward: `fn(net)` here; through DDP in `DistributedDIASTrainer`."
-        return fn(net)
+        "The runner of every gradient-carrying forward: `fn(net)` (its compiled twin with `compile=True`); through DDP in `DistributedDIASTrainer`."
+        return fn(self.compiled.get(id(net), net))
 
     @property
     def nets(self) -> dict:
