@@ -60,7 +60,7 @@ class DistributedDIASTrainer(DIASTrainer):
 
     def run(self, net:nn.Module, fn):
         "`fn(net)` as one forward of `net`'s DDP wrapper (gradients all-reduced in its backward)."
-        return self.ddp[id(net)](fn) if id(net) in self.ddp else fn(net)
+        return self.ddp[id(net)](fn) if id(net) in self.ddp else DIASTrainer.run(self, net, fn)
 
     def report_weights(self, when:str) -> bool:
         "Gather a checksum of every network's weights from every rank; rank 0 says whether they agree."
