@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['METHODS', 'SPEED_OPTIONS', 'DIASConfig', 'validate_config', 'set_seed', 'rng_state', 'set_rng_state',
            'CheckpointError', 'atomic_save', 'load_checkpoint', 'config_mismatch', 'NonFiniteLossError', 'DIASTrainer',
-           'copycat_pass_step', 'gan_pass_step', 'train_epoch', 'state_dict', 'load_state_dict', 'fit',
+           'copycat_pass_step', 'gan_pass_step', 'train_epoch', 'state_dict', 'load_state_dict', 'bar_options', 'fit',
            'predict_logits']
 
 # %% ../nbs/05_train.ipynb #c003
-import os, io, json, math, time, random, dataclasses, tempfile
+import os, io, sys, json, math, time, random, dataclasses, tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -296,6 +296,11 @@ def _to_device(self:DIASTrainer, data):
     if getattr(data, '_dev', None) != str(self.device):
         data._train_x_dev, data._train_y_dev, data._dev = data.train_x.to(self.device), data.train_y.to(self.device), str(self.device)
 
+def bar_options(quiet:bool) -> dict:
+    "tqdm options: live bars on a terminal; in logs, a line only for work that lasts over 10 s, and every 30 s at most."
+    if quiet: return dict(disable=True)
+    return dict(leave=False) if sys.stderr.isatty() else dict(leave=False, delay=10, mininterval=30)
+
 def fit(self:DIASTrainer,
     data,                        # OpenSetData (train_x uint8, train_y, augment)
     ckpt_path:str|Path|None=None,# checkpoint file: written every epoch, resumed from if present
@@ -320,8 +325,8 @@ def fit(self:DIASTrainer,
     self._to_device(data)
     n_batches = 2 * sum(1 for i in range(0, len(data.train_y), self.config.batch_size) if len(data.train_y) - i >= 2)
     last = self.config.epochs if stop_after is None else min(self.config.epochs, self.epoch + stop_after)
-    for _ in tqdm(range(self.epoch, last), desc=f'{self.config.method} epochs', disable=self.quiet, leave=False):
-        with tqdm(total=n_batches, desc=f'epoch {self.epoch + 1}', disable=self.quiet, leave=False) as pbar:
+    for _ in tqdm(range(self.epoch, last), desc=f'{self.config.method} epochs', **bar_options(self.quiet)):
+        with tqdm(total=n_batches, desc=f'epoch {self.epoch + 1}', **bar_options(self.quiet)) as pbar:
             self.train_epoch(data, pbar)
         if ckpt_path is not None: atomic_save(self.state_dict(meta), ckpt_path)
     return self.history
