@@ -181,7 +181,8 @@ class DIASTrainer:
         self.compiled = {id(m): torch.compile(m) for m in self.nets.values()} if c.compile else {}   # compiled lazily, at first call
         if c.compile:   # the classifier alone has ~10 call signatures (5 entry points/BN sets, each at two batch sizes): above dynamo's default of 8
             import torch._dynamo as dynamo
-            dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 64)
+            name = 'recompile_limit' if hasattr(dynamo.config, 'recompile_limit') else 'cache_size_limit'   # its name before torch 2.6
+            setattr(dynamo.config, name, max(getattr(dynamo.config, name), 64))
 
     def run(self, net:nn.Module, fn):
         "The runner of every gradient-carrying forward: `fn(net)` (its compiled twin with `compile=True`); through DDP in `DistributedDIASTrainer`."
