@@ -14,7 +14,6 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from torch.nn.parallel import DistributedDataParallel as DDP
 from .train import DIASTrainer, DIASConfig, predict_logits
-from .data import augment_batch, to_float
 from .experiment import run_experiment, DEFAULTS
 
 # %% ../nbs/12_distributed.ipynb #c005
@@ -76,16 +75,12 @@ class DistributedDIASTrainer(DIASTrainer):
 
 
 # %% ../nbs/12_distributed.ipynb #c009
-def _batches(self:DistributedDIASTrainer, data):
-    "This rank's batches of one pass."
+def _order(self:DistributedDIASTrainer, data) -> torch.Tensor:
+    "This rank's share of one pass."
     sampler = DistributedSampler(range(len(data.train_y)), self.world_size, self.rank, shuffle=True, seed=self.config.seed, drop_last=True)
     sampler.set_epoch(2 * self.epoch + self._pass % 2); self._pass += 1
-    idx = torch.tensor(list(sampler), device=self.device)
-    for b in idx.split(self.config.batch_size):
-        if len(b) < 2: continue
-        xb = data._train_x_dev[b]
-        yield (augment_batch(xb, generator=self.gen) if data.augment else to_float(xb)), data._train_y_dev[b]
-DistributedDIASTrainer._batches = _batches
+    return torch.tensor(list(sampler), device=self.device)
+DistributedDIASTrainer._order = _order
 
 # %% ../nbs/12_distributed.ipynb #c011
 def train_epoch(self:DistributedDIASTrainer, data, pbar=None) -> dict:

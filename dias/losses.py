@@ -31,7 +31,7 @@ def soft_cross_entropy(
     target:Tensor,  # (N, K) probability targets (rows sum to 1)
 ) -> Tensor:        # scalar, mean over the batch
     "Cross-entropy of softmax(logits) against a soft target."
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+    return F.cross_entropy(logits.float(), target)
 
 # %% ../nbs/02_losses.ipynb #c013
 def open_loss(

@@ -198,16 +198,18 @@ class DIASTrainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
 # %% ../nbs/05_train.ipynb #c020
+def _order(self:DIASTrainer, data) -> Tensor:
+    "The training indices of one pass, shuffled by the trainer's generator (the distributed trainer deals out a share per rank)."
+    return torch.randperm(len(data.train_y), generator=self.gen, device=self.device)
+
 def _batches(self:DIASTrainer, data):
-    "One pass: a list of (x float, y) batches drawn from the trainer's generator."
-    n, bs = len(data.train_y), self.config.batch_size
-    order = torch.randperm(n, generator=self.gen, device=self.device)
-    for idx in order.split(bs):
+    "One pass: (x float, y) batches in the order of `_order`."
+    for idx in self._order(data).split(self.config.batch_size):
         if len(idx) < 2: continue                      # BatchNorm needs 2 samples
         xb = data._train_x_dev[idx]
         xb = augment_batch(xb, generator=self.gen) if data.augment else to_float(xb)
         yield xb, data._train_y_dev[idx]
-DIASTrainer._batches = _batches
+DIASTrainer._order, DIASTrainer._batches = _order, _batches
 
 # %% ../nbs/05_train.ipynb #c022
 def _classifier_update(self:DIASTrainer, loss:Tensor):
