@@ -8,10 +8,9 @@ __all__ = ['IMAGE_EXTS', 'FORMAT', 'FORMAT_VERSION', 'ARCHITECTURE', 'list_class
            'folder_open_set', 'NotFittedError', 'ModelFormatError', 'OpenSetClassifier', 'patch_method']
 
 # %% ../nbs/08_api.ipynb #c003
-import os
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from . import __version__
 from .data import OpenSetData, _resize
 from .models import Classifier32, resolve_device
 from .train import DIASConfig, DIASTrainer, METHODS, atomic_save, predict_logits
-from .evaluate import softmax, reject, open_set_metrics
+from .evaluate import softmax, predict_open, open_set_metrics
 
 # %% ../nbs/08_api.ipynb #c008
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
@@ -182,6 +181,21 @@ def _holdout(y:Tensor, fraction:float, seed:int, classes:list) -> tuple: # (trai
     return torch.cat(tr).sort().values, torch.cat(te).sort().values
 
 # %% ../nbs/08_api.ipynb #c035
+def _folder_test(
+    found:dict,      # {class name: [paths]} of the test folder
+    names:list,      # the known classes, in label order
+    size:int,        # S
+    source:list|None=None, # class names that number the unknowns (default: sorted names of `found` and `names`)
+) -> tuple:          # (known x, known y, unknown x, unknown y (index in `source`), unknown class names)
+    "Test images of a folder: known classes labelled 0..K-1, every other class unknown."
+    present, others = [c for c in names if c in found], [c for c in found if c not in names]
+    source = source or sorted(set(found) | set(names))
+    kx = _read_all([p for c in present for p in found[c]], size)
+    ky = torch.tensor([names.index(c) for c in present for _ in found[c]], dtype=torch.long)
+    ux = _read_all([p for c in others for p in found[c]], size)
+    uy = torch.tensor([source.index(c) for c in others for _ in found[c]], dtype=torch.long)
+    return kx, ky, ux, uy, others
+
 def folder_open_set(
     train_root:Union[str, Path],         # root/<class_name>/*.png|jpg|...
     known,                               # known classes, by name or index, label order; None: every class
@@ -196,19 +210,15 @@ def folder_open_set(
     found = list_classes(train_root)
     names = resolve_known(known, list(found))
     tfound = list_classes(test_root) if test_root is not None else found
-    others = [c for c in tfound if c not in names]
     source = sorted(set(found) | set(tfound))
     kx = load_image_folder(train_root, names, image_size)
     if test_root is None:
         itr, ite = _holdout(kx.y, test_fraction, seed, names)
         (x, y), (tx, ty) = (kx.x[itr], kx.y[itr]), (kx.x[ite], kx.y[ite])
+        _, _, ux, uy, others = _folder_test({c: p for c, p in found.items() if c not in names}, names, image_size, source)   # unknowns only
     else:
         x, y = kx.x, kx.y
-        present = [c for c in names if c in tfound]
-        tx = _read_all([p for c in present for p in tfound[c]], image_size)
-        ty = torch.tensor([names.index(c) for c in present for _ in tfound[c]], dtype=torch.long)
-    ux = _read_all([p for c in others for p in tfound[c]], image_size)
-    uy = torch.tensor([source.index(c) for c in others for _ in tfound[c]], dtype=torch.long)
+        tx, ty, ux, uy, others = _folder_test(tfound, names, image_size, source)
     return OpenSetData(x, y, tx, ty, ux, uy, K=len(names), known_names=names, dataset='folder', protocol='custom',
                        split=0, augment=augment, known_classes=[source.index(c) for c in names],
                        unknown_classes=[source.index(c) for c in others])
@@ -391,7 +401,7 @@ def decide(self:OpenSetClassifier,
     "The class of each row's maximum, or 'unknown' where that maximum is below `threshold`."
     p = np.asarray(probs)
     if not len(p): return []
-    lab = reject(p.argmax(1), p.max(1), self.threshold, len(self.classes_))
+    lab = predict_open(p, self.threshold)
     return [self.classes_[i] if i < len(self.classes_) else 'unknown' for i in lab]
 
 @patch_method
@@ -420,9 +430,7 @@ def evaluate(self:OpenSetClassifier,
         kn, un = [c for c in self.classes_ if c in found], [c for c in found if c not in self.classes_]
         if not kn: raise ValueError(f"{data} has no folder of a known class {self.classes_}; found {list(found)}")
         if not un: raise ValueError(f"{data} has only known classes {kn}: open-set metrics need images of other classes (unknowns) too")
-        kx = _read_all([p for c in kn for p in found[c]], self.image_size)
-        ky = torch.tensor([self.classes_.index(c) for c in kn for _ in found[c]])
-        ux = _read_all([p for c in un for p in found[c]], self.image_size)
+        kx, ky, ux, _, _ = _folder_test(found, self.classes_, self.image_size)
     if not len(ky) or not len(ux): raise ValueError(f"need known and unknown test images, got {len(ky)} and {len(ux)}")
     m = open_set_metrics(self._logits(kx), ky, self._logits(ux), len(self.classes_), self.threshold, score)
     return dict(m, n_known=len(ky), n_unknown=len(ux), threshold=self.threshold)
@@ -465,8 +473,11 @@ def load(
 ) -> OpenSetClassifier:
     "The classifier saved in `path`, ready to predict exactly as before."
     path = Path(path); d = _read_model(path); c = d['config']
+    defaults = {f.name: f.default for f in fields(DIASConfig)}
+    tup = lambda v: tuple(v) if isinstance(v, list) else v
+    overrides = {k: tup(v) for k, v in c.items() if k in defaults and k not in _FIXED and tup(v) != defaults[k]}   # e.g. lr, epsilon: kept for a refit
     clf = OpenSetClassifier(width=d['width'], epochs=c['epochs'], batch_size=c['batch_size'], device=device, image_size=d['image_size'],
-                            method=d['method'], seed=c['seed'], augment=d.get('augment', False), quiet=True)
+                            method=d['method'], seed=c['seed'], augment=d.get('augment', False), quiet=True, **overrides)
     try: model = _classifier(d['weights'], len(d['classes']), d['width'], device)
     except RuntimeError as e:
         raise ModelFormatError(f"{path}: the weights do not fit a {ARCHITECTURE} of width {d['width']} with {len(d['classes'])} "

@@ -9,7 +9,7 @@ __all__ = ['EPILOG', 'COMMANDS', 'parser', 'train', 'predict', 'evaluate', 'main
 import argparse, json, sys, time
 from pathlib import Path
 from . import __version__
-from .api import OpenSetClassifier, NotFittedError, ModelFormatError, list_classes, resolve_known
+from .api import OpenSetClassifier, NotFittedError, list_classes, resolve_known
 from .train import METHODS, CheckpointError, NonFiniteLossError
 
 # %% ../nbs/09_cli.ipynb #c008

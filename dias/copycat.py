@@ -10,7 +10,7 @@ __all__ = ['HARD_GROUPS', 'EASY_GROUPS', 'imitation_loss', 'teacher_features', '
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .losses import smooth_labels, soft_cross_entropy, open_loss
+from .losses import smooth_labels, open_loss
 from .models import direct
 
 # %% ../nbs/03_copycat.ipynb #c006

@@ -10,7 +10,6 @@ __all__ = ['resolve_device', 'direct', 'MultiBatchNorm2d', 'ConvBlock', 'conv_gr
 import math
 import torch
 from torch import nn, Tensor
-import torch.nn.functional as F
 
 # %% ../nbs/01_models.ipynb #c005
 def resolve_device(

@@ -4,19 +4,18 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'SPEED_OPTIONS', 'DIASConfig', 'validate_config', 'set_seed', 'rng_state', 'set_rng_state',
-           'CheckpointError', 'atomic_save', 'load_checkpoint', 'config_mismatch', 'NonFiniteLossError', 'DIASTrainer',
-           'copycat_pass_step', 'gan_pass_step', 'train_epoch', 'state_dict', 'load_state_dict', 'bar_options', 'fit',
-           'predict_logits']
+           'CheckpointError', 'atomic_write', 'atomic_save', 'load_checkpoint', 'config_mismatch', 'NonFiniteLossError',
+           'DIASTrainer', 'copycat_pass_step', 'gan_pass_step', 'train_epoch', 'state_dict', 'load_state_dict',
+           'bar_options', 'fit', 'predict_logits']
 
 # %% ../nbs/05_train.ipynb #c003
-import os, io, sys, json, math, time, random, dataclasses, tempfile
+import os, io, sys, math, time, random, tempfile
 from contextlib import nullcontext
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .models import Classifier32, Generator, Discriminator, resolve_device
 from .losses import classifier_loss, soft_cross_entropy, uniform_targets, tau
@@ -120,17 +119,25 @@ def set_rng_state(s:dict, gen:torch.Generator|None=None):
 class CheckpointError(RuntimeError):
     "A checkpoint that is corrupt, truncated or made with different parameters."
 
-def atomic_save(obj, path:str|Path):
-    "torch.save to `path` through a temporary file and a rename."
+def atomic_write(
+    path:str|Path,   # the file to (re)write
+    write,           # write(f): fills the open temporary file
+    mode:str='wb',   # 'wb', or 'w' for text
+):
+    "Write `path` through a temporary file beside it, flushed to disk, then renamed: a kill leaves the old file or the new one, never half of one."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        with os.fdopen(fd, mode) as f:
+            write(f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
+
+def atomic_save(obj, path:str|Path):
+    "torch.save to `path`, atomically."
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 def load_checkpoint(path:str|Path) -> dict:
     "Read a checkpoint written by `atomic_save`, or raise CheckpointError naming the file."

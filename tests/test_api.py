@@ -59,8 +59,11 @@ def test_fit_predict_types(clf, folders):
     assert set(labels) <= set(KNOWN) | {'unknown'}
     p = clf.predict_proba(paths)
     assert p.shape == (len(paths), 3) and np.allclose(p.sum(1), 1)
-    np.testing.assert_array_equal(clf.score(paths), p.max(1))
-    np.testing.assert_array_equal(clf.decision_scores(paths), p.max(1))
+    # the score is the maximum softmax probability of the classifier's own logits, computed here without the API
+    from dias.api import _read_all
+    from dias.train import predict_logits
+    direct = torch.softmax(predict_logits(clf.model, _read_all(paths, clf.image_size)), 1).max(1).values.numpy()
+    np.testing.assert_allclose(clf.score(paths), direct, rtol=1e-6)
     assert clf.threshold == pytest.approx(0.5 + 0.5 / 3 - 0.05)
     # the rule: unknown exactly where the score is below the threshold
     assert [l == 'unknown' for l in labels] == list(p.max(1) < clf.threshold)
@@ -121,6 +124,14 @@ def test_load_rejects_other_versions_and_architectures(clf, tmp_path):
     with pytest.raises(FileNotFoundError): OpenSetClassifier.load(tmp_path / 'none.dias')
 
 
+def test_load_keeps_the_training_options(folders, tmp_path):
+    "Options given at construction (epsilon, lr, ...) survive save/load, so a refit of a loaded model trains as the original did."
+    c = OpenSetClassifier(**TINY, epsilon=-0.2, lr=0.05).fit(folders / 'train', known=KNOWN)
+    c2 = OpenSetClassifier.load(c.save(tmp_path / 'o.dias'), device='cpu')
+    assert c2.overrides == dict(epsilon=-0.2, lr=0.05)
+    assert c2.fit(folders / 'train', known=KNOWN).threshold == pytest.approx(0.5 + 0.5 / 3 - 0.2)
+
+
 def test_tensors_and_dataset_fit_like_the_folder(folders):
     fi = load_image_folder(folders / 'train', KNOWN)
     a = OpenSetClassifier(**TINY).fit(folders / 'train', known=KNOWN)
@@ -163,8 +174,14 @@ def test_other_classes_are_never_read_for_training(folders, tmp_path):
 def test_evaluate_folder(clf, folders):
     m = clf.evaluate(folders / 'test')
     assert (m['n_known'], m['n_unknown']) == (6, 2)
+    # the same metrics from the benchmarks' path: the folder as an OpenSetData, evaluated by dias.evaluate
+    from dias.evaluate import open_set_metrics
+    from dias.train import predict_logits
+    ds = folder_open_set(folders / 'train', KNOWN, test_root=folders / 'test')
+    lg = lambda x: predict_logits(clf.model, x)
+    ref = open_set_metrics(lg(ds.test_x), ds.test_y, lg(ds.unknown_x), 3, clf.threshold)
     for k in ('auroc', 'f1', 'accuracy', 'oscr', 'fpr95', 'aupr_in', 'aupr_out', 'f1_best'):
-        assert 0 <= m[k] <= 1, k
+        assert m[k] == pytest.approx(ref[k]), k
 
 
 # ---------------------------------------------------------------- errors, each before any training

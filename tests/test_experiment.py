@@ -1,7 +1,7 @@
 "The experiment template, run as users run it: papermill with -p / -y parameters."
 import json, subprocess, sys, time
 from pathlib import Path
-import numpy as np
+import numpy as np, torch
 import pytest
 from dias.evaluate import metrics_from_arrays
 from dias.experiment import check_params, run_experiment, split_dir
@@ -59,12 +59,40 @@ def test_bad_parameters(bad, msg):
 
 def test_finished_results_are_not_overwritten(tmp_path):
     p = dict(splits=[4], methods=['softmax'], epochs=1, width=0.125, fraction=0.2, out_dir=str(tmp_path / 'r'), device='cpu', quiet=True)
-    m1 = run_experiment(log=None, **p)
+    run_experiment(log=None, **p)
     before = (split_dir(tmp_path / 'r', 'softmax', 4) / 'result.json').read_bytes()
     with pytest.raises(ValueError, match='other parameters'): run_experiment(log=None, **{**p, 'lr': 0.05})
     assert (split_dir(tmp_path / 'r', 'softmax', 4) / 'result.json').read_bytes() == before
-    m3 = run_experiment(log=None, **{**p, 'lr': 0.05, 'overwrite': True})
-    assert m3['params']['lr'] == 0.05
+    run_experiment(log=None, **{**p, 'lr': 0.05, 'overwrite': True})
+    ck = torch.load(split_dir(tmp_path / 'r', 'softmax', 4) / 'checkpoint.pt', weights_only=False)
+    assert ck['config']['lr'] == 0.05                                          # trained again, with the new lr
+    assert (split_dir(tmp_path / 'r', 'softmax', 4) / 'result.json').read_bytes() != before
+
+def test_refusal_on_every_rank(tmp_path, monkeypatch):
+    "A refused out_dir stops every torchrun rank (not only rank 0, which would leave the others waiting), and a non-zero rank writes nothing."
+    import dias.experiment as E
+    p = dict(splits=[4], methods=['softmax'], epochs=1, width=0.125, fraction=0.2, out_dir=str(tmp_path / 'r'), device='cpu', quiet=True)
+    E._guard_out_dir(E.check_params(**p))
+    saved = (tmp_path / 'r' / 'params.json').read_bytes()
+    monkeypatch.setattr(E, 'is_main_process', lambda: False)
+    with pytest.raises(ValueError, match='other parameters'): E.run_experiment(log=None, **{**p, 'lr': 0.05})   # before any training
+    E._guard_out_dir(E.check_params(**{**p, 'lr': 0.05, 'overwrite': True}))
+    assert (tmp_path / 'r' / 'params.json').read_bytes() == saved
+
+def test_folder_splits_are_different_holdouts(tmp_path):
+    "dataset='folder': split i is the i-th random hold-out (not five copies of one), and fraction subsamples the training images."
+    from PIL import Image
+    from dias.experiment import _load_data, check_params
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / f'c{c}').mkdir()
+        for j in range(10): Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f'c{c}' / f'{j}.png')
+    p = check_params(dataset='folder', data_root=str(tmp_path), known=['c0', 'c1'])
+    d0, d1 = _load_data(p, 0), _load_data(p, 1)
+    assert (d0.split, d1.split) == (0, 1) and len(d0.test_y) == len(d1.test_y)
+    assert not torch.equal(d0.test_x, d1.test_x)
+    half = _load_data({**p, 'fraction': 0.5}, 0)
+    assert len(half.train_y) == sum(round(0.5 * n) for n in torch.bincount(d0.train_y).tolist()) and torch.equal(half.test_x, d0.test_x)
 
 def test_papermill_image_folder(tmp_path):
     "dataset='folder': the practitioner's class folders get the benchmarks' report; other classes are unknowns only."
