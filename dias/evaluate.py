@@ -12,7 +12,8 @@ __all__ = ['SCORES', 'ARRAY_KEYS', 'softmax', 'msp', 'max_logit', 'energy', 'sco
 import numpy as np
 import matplotlib.pyplot as plt
 from scipy.special import softmax as _softmax, logsumexp
-from sklearn.metrics import roc_auc_score, roc_curve, average_precision_score, f1_score
+from sklearn.metrics import roc_auc_score, roc_curve, average_precision_score, f1_score, auc
+from .losses import tau
 
 # %% ../nbs/06_evaluate.ipynb #c006
 def _np(x):
@@ -96,9 +97,7 @@ def inherent_threshold(
     epsilon:float=-0.05, # slack of Eq. 12; -0.05 in all the paper's experiments
 ) -> float: # tau + epsilon, a threshold on the maximum softmax probability
     "The inherent threshold tau + epsilon of Eq. 12."
-    if int(K) != K or K < 2: raise ValueError(f'K: need an integer number of known classes >= 2, got {K}')
-    if not 0 <= alpha_hard <= 1: raise ValueError(f'alpha_hard: need a value in [0, 1], got {alpha_hard}')
-    return (1 - alpha_hard) + alpha_hard / K + epsilon
+    return tau(K, alpha_hard) + epsilon
 
 # %% ../nbs/06_evaluate.ipynb #c018
 def reject(
@@ -168,8 +167,6 @@ def closed_accuracy(
     return float(np.mean(pred == t))
 
 # %% ../nbs/06_evaluate.ipynb #c035
-def _trapezoid(x, y): return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
-
 def oscr(
     known_scores, # (n_k,) scores of known test samples
     known_correct, # (n_k,) bool: closed-set prediction is right
@@ -183,7 +180,7 @@ def oscr(
     ccr = np.cumsum(np.r_[c.astype(bool), np.zeros(len(u), bool)][order]) / len(k)
     fpr = np.cumsum(np.r_[np.zeros(len(k), bool), np.ones(len(u), bool)][order]) / len(u)
     last = np.r_[s[order][1:] != s[order][:-1], True]   # the last sample of each group of equal scores
-    return _trapezoid(np.r_[0., fpr[last]], np.r_[0., ccr[last]])
+    return float(auc(np.r_[0., fpr[last]], np.r_[0., ccr[last]]))   # trapezoids under CCR(FPR)
 
 # %% ../nbs/06_evaluate.ipynb #c041
 def fpr_at_95_tpr(

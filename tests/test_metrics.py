@@ -152,6 +152,11 @@ def test_metrics_from_arrays_equals_open_set_metrics(score, tmp_path):
     open_pred = np.r_[predict_open(softmax(known), thr), predict_open(softmax(unknown), thr)]
     assert m['f1'] == pytest.approx(macro_f1(y_all, open_pred, K))
     assert m['f1_best'] >= m['f1'] and m['oscr'] <= m['accuracy']
+    # each threshold-free metric on the right scores, the right way round (knowns positive for AUPR-In, unknowns for AUPR-Out)
+    assert m['fpr95'] == pytest.approx(fpr_at_95_tpr(ks, us)) and m['fpr95'] != pytest.approx(fpr_at_95_tpr(us, ks))
+    assert m['aupr_in'] == pytest.approx(average_precision_score(np.r_[np.ones(len(ks)), np.zeros(len(us))], np.r_[ks, us]))
+    assert m['aupr_out'] == pytest.approx(average_precision_score(np.r_[np.zeros(len(ks)), np.ones(len(us))], -np.r_[ks, us]))
+    assert m['oscr'] == pytest.approx(oscr(ks, known.argmax(1).numpy() == y.numpy(), us))
 
 
 @pytest.mark.parametrize('call, msg', [
