@@ -67,10 +67,11 @@ def test_20_difficulty(tmp_path):
     out, j = run_tiny(tmp_path, '20_difficulty.ipynb', 'difficulty.json', '-y', 'splits: [0]', '-p', 'n_fakes', '60', '-p', 'n_projections', '32')
     assert j['params']['epochs'] == 1 and j['params']['splits'] == [0] and j['n_fakes'] == 60   # -p / -y reached the notebook
     assert {'per_split', 'summary', 'claim', 'claim_per_split', 'order_easy_to_hard', 'lambda0_classifier', 'bn_stats', 'gan_bn_set'} <= set(j)
-    for s in ('easy', 'moderate', 'hard2', 'hard1', 'unknown', 'moderate_bn1'):
-        assert 0 <= j['per_split']['0'][s]['auroc'] <= 1 and j['per_split']['0'][s]['wd'] >= 0
-    assert max(j['per_split']['0'][s]['wd_norm'] for s in ('easy', 'moderate', 'hard2', 'hard1', 'unknown')) == pytest.approx(1.0)
-    assert set(j['claim']) == {'auroc', 'wd_norm'} and isinstance(j['claim']['auroc']['holds'], bool)
+    assert {'easy', 'moderate', 'hard2', 'hard1', 'unknown', 'moderate_bn1', 'floor'} <= set(j['per_split']['0'])
+    assert set(j['claim']) == {'auroc', 'wd_norm'}
+    # two code paths, one classifier: the analysis's own view with the trained BN statistics against the experiment's evaluation
+    assert j['bn_stats'] == 'real'
+    assert j['summary_other_bn_stats']['unknown']['auroc'][0] == pytest.approx(j['lambda0_classifier']['auroc'][0])
     assert json.loads((out / 'metrics.json').read_text())['params']['config'] == {'lam': 0.0}
 
 def test_21_ablation(tmp_path):
@@ -91,7 +92,14 @@ def test_23_classwise(tmp_path):
     out, j = run_tiny(tmp_path, '23_classwise.ipynb', 'classwise.json', '-y', 'splits: [0]')
     assert sorted(int(c) for c in j['per_class']) == sorted(known_unknown('digits', 'AUROC', 0)[1])   # the original unknown classes
     assert {'points', 'bins', 'spearman_softmax_auroc_vs_gain', 'share_of_pairs_with_gain', 'claims'} <= set(j)
-    for p in j['points']: assert p['gain'] == pytest.approx(p['dias'] - p['softmax'])
+    # each point's per-class AUROCs, again, with scikit-learn on the saved per-sample scores
+    from sklearn.metrics import roc_auc_score
+    for p in j['points']:
+        for m in ('dias', 'softmax'):
+            a = np.load(out / m / 'split0' / 'scores.npz')
+            u = a['unknown_scores'][a['unknown_class'] == p['cls']]
+            ref = roc_auc_score(np.r_[np.ones(len(a['known_scores'])), np.zeros(len(u))], np.r_[a['known_scores'], u])
+            assert p[m] == pytest.approx(ref), (m, p['cls'])
 
 def test_24_tsne(tmp_path):
     out, j = run_tiny(tmp_path, '24_tsne.ipynb', 'tsne.json', '-p', 'split', '0', '-p', 'n_fakes', '40', '-p', 'n_known', '80')
