@@ -123,3 +123,9 @@ def test_bad_parameter_fails_fast(tmp_path):
     r = papermill('24_tsne.ipynb', tmp_path / 'bad.ipynb', '-p', 'n_fakes', '1', '-p', 'out_dir', str(tmp_path / 'x'))
     assert r.returncode != 0 and 'n_fakes=1; accepted' in r.stderr + r.stdout
     assert not (tmp_path / 'x').exists() and time.time() - t < 120
+
+def test_ablation_refuses_one_model_under_two_names(tmp_path):
+    "'copycat' is 'hard_easy' (and 'gan' is 'moderate'): the same switches would be trained twice."
+    r = papermill('21_ablation.ipynb', tmp_path / 'bad.ipynb', '-y', 'methods: [softmax, hard_easy, copycat]', '-p', 'out_dir', str(tmp_path / 'x'))
+    assert r.returncode != 0 and 'each combination of fakes once' in r.stderr + r.stdout
+    assert not (tmp_path / 'x').exists()
