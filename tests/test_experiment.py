@@ -82,16 +82,16 @@ def test_refusal_on_every_rank(tmp_path, monkeypatch):
 def test_folder_splits_are_different_holdouts(tmp_path):
     "dataset='folder': split i is the i-th random hold-out (not five copies of one), and fraction subsamples the training images."
     from PIL import Image
-    from dias.experiment import _load_data, check_params
+    from dias.experiment import load_data, check_params
     rng = np.random.default_rng(0)
     for c in range(3):
         (tmp_path / f'c{c}').mkdir()
         for j in range(10): Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f'c{c}' / f'{j}.png')
     p = check_params(dataset='folder', data_root=str(tmp_path), known=['c0', 'c1'])
-    d0, d1 = _load_data(p, 0), _load_data(p, 1)
+    d0, d1 = load_data(p, 0), load_data(p, 1)
     assert (d0.split, d1.split) == (0, 1) and len(d0.test_y) == len(d1.test_y)
     assert not torch.equal(d0.test_x, d1.test_x)
-    half = _load_data({**p, 'fraction': 0.5}, 0)
+    half = load_data({**p, 'fraction': 0.5}, 0)
     assert len(half.train_y) == sum(round(0.5 * n) for n in torch.bincount(d0.train_y).tolist()) and torch.equal(half.test_x, d0.test_x)
 
 def test_papermill_image_folder(tmp_path):
